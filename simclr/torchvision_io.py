@@ -120,6 +120,7 @@ def _unwrapped(state: Any) -> tuple[Any, bool]:
             state = state[key]
     if not is_torchvision_state(state):
         return state, False
+    state = _children_named(state)
     prefixes = _resnet_prefixes(state)
     if len(prefixes) > 1 and len(prefixes[0]) == len(prefixes[1]):
         tied = [p for p in prefixes if len(p) == len(prefixes[0])]
@@ -134,6 +135,36 @@ def _unwrapped(state: Any) -> tuple[Any, bool]:
     if ours:  # simclr's names, saved without their checkpoint
         state = to_torchvision(state)
     return state, ours
+
+
+# A torchvision ResNet's children by position, as `nn.Sequential(*list(resnet.children())
+# [:-1])` numbers them (lightly's examples' backbone; 2, 3, 8: ReLU, max-pool and pooling
+# hold no tensors).
+_CHILDREN = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3",
+             "7": "layer4"}
+_FIRST_BLOCK = "4.0.conv1.weight"  # (its first block's first convolution, by position)
+
+
+def _children_named(state: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``state`` with a ResNet saved as a Sequential of its children (``backbone.0.weight``
+    for ``conv1.weight``, ``backbone.4.0.conv1.weight`` for ``layer1.0.conv1.weight``)
+    under torchvision's names, its prefix kept; any other state unchanged. (Refused
+    before, with a remedy that could not work: no --arch reads positions.)"""
+    keys = [k for k in state if isinstance(k, str)]
+    prefixes = {k[: -len(_FIRST_BLOCK)] for k in keys if k.endswith(_FIRST_BLOCK)
+                and f"{k[: -len(_FIRST_BLOCK)]}0.weight" in state}
+    if not prefixes:
+        return state
+
+    def named(key: Any) -> Any:
+        for prefix in prefixes:
+            if isinstance(key, str) and key.startswith(prefix):
+                index, _, rest = key[len(prefix):].partition(".")
+                if index in _CHILDREN and rest:
+                    return f"{prefix}{_CHILDREN[index]}.{rest}"
+        return key
+
+    return {named(k): v for k, v in state.items()}
 
 
 def _width(channels: list[int]) -> float | None:

@@ -127,7 +127,17 @@ def _in_a_lightning_checkpoint(state: dict) -> dict:
                            "projector.0.bias": torch.zeros(8)}}
 
 
-@pytest.mark.parametrize("saved", ["bare", "wrapped", "lightning"])
+def _as_lightlys_backbone(state: dict) -> dict:
+    """lightly's examples: ``backbone = nn.Sequential(*list(resnet.children())[:-1])``
+    beside a projection head, saved whole: the ResNet's children by position."""
+    positions = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6",
+                 "layer4": "7"}
+    return {**{f"backbone.{positions[k.split('.')[0]]}.{k.split('.', 1)[1]}": v
+               for k, v in state.items() if k[:3] != "fc."},
+            "projection_head.layers.0.weight": torch.zeros(8, 512)}
+
+
+@pytest.mark.parametrize("saved", ["bare", "wrapped", "lightning", "lightly"])
 def test_torchvision_resnet_weights_are_an_encoder_checkpoint(tmp_path, saved):
     """A torchvision ResNet state dict, bare, wrapped or inside a Lightning checkpoint,
     loads as an exported encoder whose h is torchvision's output with fc = Identity,
@@ -136,7 +146,8 @@ def test_torchvision_resnet_weights_are_an_encoder_checkpoint(tmp_path, saved):
     theirs = randomised(torchvision.models.resnet18(), seed=3)
     state = theirs.state_dict()
     torch.save({"bare": state, "wrapped": _wrapped(state),
-                "lightning": _in_a_lightning_checkpoint(state)}[saved], tmp_path / "r18.pth")
+                "lightning": _in_a_lightning_checkpoint(state),
+                "lightly": _as_lightlys_backbone(state)}[saved], tmp_path / "r18.pth")
     ckpt = load_checkpoint(tmp_path / "r18.pth")
     assert ckpt["kind"] == "encoder" and "fc.weight" not in str(list(ckpt["model"]))
     encoder, spec = encoder_from_checkpoint(ckpt)
