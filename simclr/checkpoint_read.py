@@ -218,6 +218,7 @@ def _read_weights_file(path: str | os.PathLike, map_location: Any,
                 f"refusing to load {p}: it contains pickled Python objects ({culprit}); only "
                 "tensors and plain data are accepted, and the file may run code if unpickled"
             ) from None
+        check_intact(p)  # (a byte flipped in its pickle: the checksum names the entry)
         raise SimCLRError(
             f"cannot read checkpoint {p}: truncated, corrupt or not a checkpoint "
             f"({_why_unreadable(exc, p)})"

@@ -154,6 +154,19 @@ def test_a_checkpoint_spelled_from_the_home_folder_is_found(tmp_path, monkeypatc
     assert load_checkpoint("~/run")["step"] == 5
 
 
+def test_a_flipped_byte_in_the_pickle_is_named_by_its_checksum(tmp_path):
+    """A byte flipped in data.pkl made torch.load fail with a codec's words ('utf-8'
+    codec can't decode byte 0x88); the checksum names the damaged entry, as it does a
+    tensor's."""
+    last = _run(tmp_path / "run", step=6)
+    raw = bytearray(last.read_bytes())
+    raw[_entry_start(last, "data.pkl") + 2] ^= 0xFF
+    last.write_bytes(bytes(raw))
+    with pytest.raises(SimCLRError, match=r"^cannot read checkpoint .*last.pt: corrupt \(its "
+                                          r"entry \S+/data.pkl fails its checksum"):
+        load_checkpoint(last)
+
+
 def test_a_flipped_byte_in_a_tensor_is_found_by_its_checksum(tmp_path, caplog):
     """torch.load checks no CRC: a byte flipped in a weight's data loaded silently as a
     wrong weight (the resumed run diverged). The archive's CRC-32 now tells, and a run
