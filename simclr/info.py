@@ -151,6 +151,8 @@ def _torchvision_export(path: Path) -> dict[str, Any] | None:
     if not isinstance(state, dict) or "format" in state:
         return None
     check_intact(path)  # (a flipped bit: as checkpoint_facts)
+    if not _card_fits(card, state):  # (written over since: the card is another file's)
+        return None
     facts = _program_facts(path, card)
     card = facts["program"]
     encoder, size = card.get("encoder") or {}, ((card.get("input") or {}).get("shape") or [0])[-1]
@@ -159,6 +161,23 @@ def _torchvision_export(path: Path) -> dict[str, Any] | None:
             assumed_side(bool(encoder.get("cifar_stem"))) != size:
         facts["read_at"] = assumed_side(bool(encoder.get("cifar_stem")))
     return facts
+
+
+def _card_fits(card: dict[str, Any], state: dict[str, Any]) -> bool:
+    """Whether the ResNet a torchvision export's ``card`` describes is the one its file
+    holds (arch, width, stem, read off the tensors): a file saved over it since (another
+    ResNet, fine-tuned in plain torchvision) was described by the card left beside it.
+    A card of another network, or a state of no ResNet's layout, is not judged."""
+    from simclr.torchvision_io import resnet_layout, unwrapped_state
+
+    encoder: dict[str, Any] = card["encoder"] if isinstance(card.get("encoder"), dict) else {}
+    layout = resnet_layout(unwrapped_state(state))
+    if layout is None or not {"arch", "width", "cifar_stem"} <= encoder.keys():
+        return True
+    arch, width, cifar_stem = layout
+    return (arch, float(width), bool(cifar_stem)) == (
+        encoder["arch"], float(encoder["width"]) if is_amount(encoder["width"]) else None,
+        bool(encoder["cifar_stem"]))
 
 
 # The entries of an exported file's card (programs.program_card) info reads, as export

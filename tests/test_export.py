@@ -434,6 +434,15 @@ def test_torchvision_export_loads_into_torchvisions_resnet(tmp_path, run_dir, ca
         f"{out}: ResNet weights in torchvision's layout, resnet18 x1, 224 px assumed (no "
         "size recorded; --image-size)\n")
     (tmp_path / "card.json").rename(card)
+    # another ResNet saved over the file in plain torchvision: the card beside it is not
+    # its (it said "resnet18 ... from wide.pt"): the file alone
+    torch.save(torchvision.models.resnet34().state_dict(), tmp_path / "other.pth")
+    out.rename(tmp_path / "ours.pth")
+    (tmp_path / "other.pth").rename(out)
+    assert main(["info", str(out)]) == 0
+    assert capsys.readouterr().out.startswith(
+        f"{out}: ResNet weights in torchvision's layout, resnet34 x1, 224 px assumed")
+    (tmp_path / "ours.pth").rename(out)
     # simclr's own commands read the file back as an encoder (at the side its stem implies)
     with torch.no_grad():
         torch.testing.assert_close(load_encoder(out)(x), load_encoder(tmp_path / "wide.pt")(x))
