@@ -62,6 +62,10 @@ OTHER_FILES = {".yaml": "a YAML file", ".yml": "a YAML file", ".json": "a JSON f
                ".png": "an image", ".jpg": "an image", ".jpeg": "an image"}
 
 
+# Other names of weights files, read from a folder given that holds no .pt or safetensors
+WEIGHTS_SUFFIXES = (".pth", ".bin", ".ckpt")
+
+
 def checkpoint_file(path: str | os.PathLike) -> Path:
     """The file a ``--checkpoint`` argument names: the file itself, or for a run folder
     (``--out`` of a command) or a checkpoint folder its :func:`latest_checkpoint`, else
@@ -87,8 +91,11 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
                 raise SimCLRError(f"{p} holds only an unfinished training "
                                   f"({unfinished[0].name}): rerun the command that was "
                                   "stopped to finish it")
-            # else a downloaded model folder's weights (the Hub's model.safetensors)
-            files = files or ([] if unfinished else sorted(p.glob(f"*{SAFETENSORS}")))
+            # else a downloaded model folder's weights (the Hub's model.safetensors, else
+            # pytorch_model.bin; torchvision's resnet50-0676ba61.pth; a Lightning .ckpt)
+            files = files or ([] if unfinished else sorted(p.glob(f"*{SAFETENSORS}")) or
+                              sorted(f for f in p.iterdir() if f.is_file()
+                                     and f.suffix.lower() in WEIGHTS_SUFFIXES))
             if len(files) > 1:
                 raise SimCLRError(f"{p} holds several weights files "
                                   f"({', '.join(f.name for f in files)}); name one")
@@ -98,7 +105,8 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
             if not files:  # (every .pt then is truncated or corrupt, if any)
                 raise SimCLRError(
                     f"no complete checkpoint in {p}: {pts[0].name} is truncated or corrupt"
-                    if pts else f"{p} holds no checkpoint (no .pt or {SAFETENSORS} file); "
+                    if pts else f"{p} holds no checkpoint (no .pt, {SAFETENSORS}, "
+                    f"{', '.join(WEIGHTS_SUFFIXES)} file); "
                     "pass a run folder or a checkpoint file")
             found = files[0]
         elif (p / LAST).is_file() and not is_complete(p / LAST) and launched_rank() == 0:

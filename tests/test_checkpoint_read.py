@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torchvision
 
 from simclr import checkpoint as ck
 from simclr import checkpoint_read as rd
@@ -123,10 +124,17 @@ def test_garbage_and_missing_files_are_refused(tmp_path):
     images = tmp_path / "images"  # an image folder passed as --checkpoint by mistake
     images.mkdir()
     (images / "a.png").write_bytes(b"")
-    with pytest.raises(SimCLRError, match=f"^{images} holds no checkpoint \\(no .pt or "
-                                          ".safetensors file\\); pass a run folder or a "
-                                          "checkpoint file$"):
+    with pytest.raises(SimCLRError, match=f"^{images} holds no checkpoint \\(no .pt, "
+                                          ".safetensors, .pth, .bin, .ckpt file\\); pass a run "
+                                          "folder or a checkpoint file$"):
         load_checkpoint(images)
+    # a folder of torchvision's weights file alone (resnet50-0676ba61.pth): that file
+    # ("holds no checkpoint" before, while the file itself read)
+    downloaded = tmp_path / "downloaded"
+    downloaded.mkdir()
+    torch.save(torchvision.models.resnet18().state_dict(), downloaded / "resnet18-f37072fd.pth")
+    assert checkpoint_file(downloaded) == downloaded / "resnet18-f37072fd.pth"
+    assert load_checkpoint(downloaded)["kind"] == "encoder"
 
 
 def test_foreign_torch_file_is_refused(tmp_path):
