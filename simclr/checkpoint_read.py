@@ -211,6 +211,11 @@ def _read_weights_file(path: str | os.PathLike, map_location: Any,
                 # e.g. torch's legacy (non-zip) format cannot be mapped: read it whole
                 state = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle, zip, EOF and I/O errors alike mean "unusable"
+        program = p.with_name(p.name[: -len(".json")]) if p.suffix.lower() == ".json" else p
+        if program != p and program.suffix.lower() in (".pt2", ".onnx", ".pth", ".pt"):
+            # (an export's card: `simclr export` writes NAME.json beside NAME)
+            raise SimCLRError(f"{p} is the card of an exported file, not a checkpoint; give "
+                              f"the file it describes, {program.name}") from None
         if p.suffix.lower() in OTHER_FILES:  # e.g. a run's config.yaml, an embed .npz
             raise SimCLRError(f"{p} is {OTHER_FILES[p.suffix.lower()]}, not a checkpoint "
                               "(give the run folder, or the .pt file in it)") from None

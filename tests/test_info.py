@@ -461,8 +461,11 @@ def test_a_runs_other_files_a_pipe_a_link_loop_and_an_unknown_kind_say_what_they
     os.symlink(tmp_path / "loop", tmp_path / "loop")
     weird = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     torch.save({**weird, "kind": "weird"}, tmp_path / "weird.pt")
+    (tmp_path / "enc.onnx.json").write_text("{}")  # (an export's card: its program named)
     capsys.readouterr()
     for target, problem in (
+            (tmp_path / "enc.onnx.json", "is the card of an exported file, not a checkpoint; "
+                                         "give the file it describes, enc.onnx"),
             (run / "config.yaml", "is a YAML file, not a checkpoint (give the run folder, or "
                                   "the .pt file in it)"),
             (run / "knn" / "knn.json", "is a JSON file, not a checkpoint (give the run folder, "
