@@ -305,6 +305,8 @@ def checked_checkpoint(state: Any, p: Path) -> dict[str, Any]:
                 "in torchvision's layout, the one kind of bare weights read as an encoder; "
                 "another torchvision network's weights can start a run: `simclr pretrain "
                 f"--arch NAME --init-from {shell_quote(str(p))}`")
+    if isinstance(state, dict) and "format" not in state:
+        _refuse_several_models(state, p)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise SimCLRError(f"{p} is not a simclr checkpoint (no \"format\": \"{FORMAT}\" entry)")
     version = state.get("version", 0)
@@ -322,6 +324,19 @@ def checked_checkpoint(state: Any, p: Path) -> dict[str, Any]:
     check_config(state["config"], p)
     state["file"] = str(p)
     return state
+
+
+def _refuse_several_models(state: dict[Any, Any], p: Path) -> None:
+    """A file of several models' weights side by side (DINO's ``student`` and
+    ``teacher``, each a state dict): which one is meant is the user's call, said as
+    such (it was refused as no simclr checkpoint, its models unnamed)."""
+    models = [str(k) for k, v in state.items() if isinstance(v, Mapping) and v
+              and all(isinstance(t, torch.Tensor) for t in v.values())]
+    if len(models) > 1:
+        shown = ", ".join(models[:4]) + (", ..." if len(models) > 4 else "")
+        raise SimCLRError(f"{p} holds the weights of {len(models)} models ({shown}): save the "
+                          f"one to use alone (torch.save(state[{models[0]!r}], FILE)) and give "
+                          "that file")
 
 
 def require_entries(state: Mapping[str, Any], path: Path, keys: tuple[str, ...],

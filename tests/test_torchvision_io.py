@@ -250,6 +250,21 @@ def test_widths_off_the_sixty_fourths_are_read_back(width):
     assert resnet_layout(state) == ("resnet50", width, True)
 
 
+def test_a_file_of_two_models_side_by_side_names_them(tmp_path):
+    """DINO saves {"student": ..., "teacher": ...}: refused as no simclr checkpoint, its
+    models unnamed; now named, and the one saved alone loads."""
+    state = _resnet18_state(seed=6)
+    dino = {"student": {f"module.backbone.{k}": v for k, v in state.items()},
+            "teacher": {f"backbone.{k}": v for k, v in state.items()}, "epoch": 100}
+    torch.save(dino, tmp_path / "dino.pth")
+    with pytest.raises(SimCLRError, match=r"dino.pth holds the weights of 2 models \(student, "
+                                          r"teacher\): save the one to use alone "
+                                          r"\(torch.save\(state\['student'\], FILE\)\)"):
+        load_checkpoint(tmp_path / "dino.pth")
+    torch.save(dino["teacher"], tmp_path / "teacher.pth")
+    assert load_checkpoint(tmp_path / "teacher.pth")["kind"] == "encoder"
+
+
 def test_of_several_resnets_the_outermost_is_taken_and_two_alike_are_refused(tmp_path):
     """solo-learn keeps the trained ResNet as backbone.* beside momentum_backbone.*; MoCo
     keeps encoder_q.* beside encoder_k.*, which is the user's to choose."""
