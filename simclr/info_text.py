@@ -103,6 +103,8 @@ def _lines(facts: dict[str, Any]) -> list[str]:
         what = r["what"] + (f" ({r['protocol']})" if r.get("protocol") else "")
         top = (f"top-1 {100 * r['top1']:.2f}%" if isinstance(r.get("top1"), (int, float))
                else r.get("status", "no top-1"))
+        if r.get("processes"):  # (a training's global batch, BatchNorm: over how many)
+            top += f", trained by {r['processes']} processes"
         damaged = f"; damaged or edited, left out: {', '.join(r['damaged'])}" \
             if r.get("damaged") else ""  # (a top-1 that is no number: NaN, 1e999, text)
         lines.append(f"  {r['file']}: {what}, {top}{_source_note(r, facts)}{damaged}")

@@ -215,6 +215,9 @@ def results_in(folder: Path) -> list[dict[str, Any]]:
                     entry[key] = data[key]
             if damaged:
                 entry["damaged"] = damaged
+            processes = data.get("processes")  # (finetune, linear sgd, supervised)
+            if isinstance(processes, int) and not isinstance(processes, bool) and processes > 1:
+                entry["processes"] = processes
             source = data.get("source") or {}
             # (a checkpoint that is no path was a traceback, read as one)
             if isinstance(source, dict) and source.get("checkpoint") and \

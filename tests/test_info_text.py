@@ -300,6 +300,27 @@ def test_a_folder_of_results_alone_says_only_an_unfinished_status(status, said):
     assert render(facts).splitlines()[0] == f"ev: results of kNN{said}"
 
 
+def test_a_result_trained_by_several_processes_says_how_many(tmp_path):
+    """finetune.json records its processes (the global batch's and BatchNorm's share);
+    info showed them for a pretraining's recipe alone."""
+    import json
+
+    from simclr.info_text import render
+    from simclr.run_facts import results_in
+
+    (tmp_path / "finetune.json").write_text(json.dumps({"top1": 0.5, "processes": 2}))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "finetune.json").write_text(json.dumps({"top1": 0.5, "processes": 1}))
+    found = {r["file"]: r for r in results_in(tmp_path)}
+    assert found["finetune.json"]["processes"] == 2 and "processes" not in found[
+        "sub/finetune.json"]
+    facts = {"path": "ev", "state": {"status": "finished"}, "checkpoints": [],
+             "results": list(found.values())}
+    lines = render(facts).splitlines()
+    assert "  finetune.json: fine-tuning, top-1 50.00%, trained by 2 processes" in lines
+    assert "  sub/finetune.json: fine-tuning, top-1 50.00%" in lines
+
+
 def test_a_results_files_source_kind_is_read_where_it_is_a_fine_tuning(tmp_path):
     import json
 
