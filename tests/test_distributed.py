@@ -147,6 +147,10 @@ def test_process_group_leaves_a_group_it_joined(monkeypatch):
      "launch with torchrun"),
     ({"WORLD_SIZE": "2", "RANK": "-1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},
      "environment variable RANK=-1 is not one of the WORLD_SIZE=2 processes' ranks"),
+    ({"WORLD_SIZE": "2", "RANK": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},
+     "environment variable RANK=2 is not one of the WORLD_SIZE=2 processes' ranks"),  # (edge)
+    ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "65536"},
+     "environment variable MASTER_PORT='65536' is not a port number (1 to 65535)"),  # (edge)
     ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "abc"},
      "environment variable MASTER_PORT='abc' is not a port number (1 to 65535)"),
     ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "70000"},
