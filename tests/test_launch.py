@@ -1118,3 +1118,10 @@ def test_a_ctrl_z_the_kernel_discards_leaves_no_process_stopped(tmp_path):
         assert proc.wait(60) == 0
     finally:
         _kill_left(proc, children)
+
+
+def test_processes_that_do_not_share_evenly_over_machines_are_one_torchrun():
+    """12 processes recorded with 8 on a machine are no whole number of machines: no
+    --nnodes is guessed (it would say 1 machine of 8, 4 processes short)."""
+    line = launch.again("simclr pretrain --resume runs/a", None, 12, 8)
+    assert line == "torchrun --nproc_per_node 12 -m simclr pretrain --resume runs/a"
