@@ -208,3 +208,12 @@ def test_differing_compares_paths_made_absolute_and_flatten_nests(tmp_path, monk
     given.data.path = "data"  # (as typed: differing makes it absolute, as a run's)
     assert differing(saved, given) == {}
     assert flatten({"a": {"b": {"c": (1, 2)}}, "d": 3}) == {"a.b.c": [1, 2], "d": 3}
+
+
+def test_a_switch_is_said_as_flags_and_yaml_spell_it():
+    """A bool is an int: without its own branch it read True/False (Python's spelling)."""
+    from simclr.recipe import value_text
+
+    assert [value_text(True), value_text(False)] == ["true", "false"]
+    assert [value_text(1), value_text(0.5), value_text(None), value_text("")] == \
+        ["1", "0.5", "none", "''"]
