@@ -567,3 +567,14 @@ def test_weights_under_a_prefix_load_alone_and_a_misfit_is_one_line():
         with pytest.raises(SimCLRError, match=r"^checkpoint ft\.pt: its weights do not fit "
                                               rf"the resnet18 width 1 network .*{problem}"):
             rd.load_weights(layer, _head_checkpoint(**model), "enc.")
+
+
+def test_a_folder_of_a_lightning_ckpt_alone_names_that_file(tmp_path):
+    """A .ckpt (Lightning's) is among the weights files a folder given is read by, its
+    suffix in any case (a Windows download's .CKPT)."""
+    for name in ("last.ckpt", "MODEL.CKPT"):
+        folder = tmp_path / name.replace(".", "_")
+        folder.mkdir()
+        (folder / name).write_bytes(b"weights")
+        (folder / "notes.txt").write_text("not weights")
+        assert checkpoint_file(folder) == folder / name
