@@ -809,3 +809,18 @@ def test_jpegs_are_known_by_their_names_in_any_case():
 
     assert holds_jpegs(["a/x.png", "a/IMG_0001.JPG"]) and holds_jpegs(["b.jfif"])
     assert not holds_jpegs(["a/x.png", "a/jpg.gif"]) and not holds_jpegs([])
+
+
+def test_only_an_image_header_counts_a_file_without_an_extension(tmp_path):
+    """RIFF alone is a WAV's or an AVI's start too (WebP: RIFF....WEBP); BM with a header
+    size but nonzero reserved bytes is no BMP."""
+    from simclr import folders
+
+    (tmp_path / "wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt ")
+    (tmp_path / "webp").write_bytes(b"RIFF\x24\x00\x00\x00WEBPVP8 ")
+    bmp = b"BM" + (70).to_bytes(4, "little") + bytes(4) + (54).to_bytes(4, "little") + \
+        (40).to_bytes(4, "little")
+    (tmp_path / "bmp").write_bytes(bmp)
+    (tmp_path / "notbmp").write_bytes(bmp[:6] + b"text" + bmp[10:])
+    assert [folders._image_bytes(str(tmp_path / n)) for n in ("wav", "webp", "bmp", "notbmp")] \
+        == [False, True, True, False]
