@@ -193,8 +193,8 @@ def _spellings(entry: str, root: Path | None) -> Iterator[str]:
     relative to the working folder made relative to ``root``."""
     yield entry
     yield Path(os.path.normpath(entry)).as_posix()
-    yield os.path.normpath(os.path.abspath(entry))
-    yield _relative(os.path.normpath(os.path.abspath(entry)), root)
+    yield os.path.abspath(entry)  # (normalised: abspath is normpath of the joined path)
+    yield _relative(entry, root)  # (made absolute there the same way)
 
 
 def _keys(path: str, root: Path | None) -> tuple[str, str, str]:
